@@ -1,0 +1,30 @@
+# hdfsad: two commands on a fresh machine (Python 3.11, Java 17):
+#   make demo   set everything up, run the main job end to end on generated logs (local Spark)
+#   make test   set everything up, run the full test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test test-fast bench-ingest clean
+
+$(BIN)/hdfsad: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 is the CPU build; setup.py pins it so no multi-GB CUDA build is pulled.
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BIN)/hdfsad
+
+demo: $(BIN)/hdfsad
+	$(BIN)/hdfsad demo
+
+test: $(BIN)/hdfsad
+	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/hdfsad
+	$(BIN)/python -m pytest -m "not slow"
+
+bench-ingest: $(BIN)/hdfsad
+	$(BIN)/python benchmarks/bench_ingest.py --full
+
+clean:
+	rm -rf $(VENV) work build *.egg-info
