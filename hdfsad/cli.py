@@ -90,7 +90,7 @@ def cmd_ingest(args) -> int:
 def cmd_import_reference(args) -> int:
     from hdfsad.ingest import validate_date
     from hdfsad.tables import write_partition
-    from hdfsad.reference import read_reference
+    from hdfsad.reference import check_reference, read_reference
     from hdfsad.session import build_session
 
     cfg = load_config(args.config, args.overrides)
@@ -98,8 +98,8 @@ def cmd_import_reference(args) -> int:
     spark = build_session(cfg, "import-reference")
     path = (args.tables or cfg["paths"]["tables"]).rstrip("/") + "/sequences"
     table = read_reference(spark, args.csv, date)
+    rows = check_reference(table, args.csv)
     write_partition(table, path)
-    rows = spark.read.parquet(path).where(f"ingest_date = '{date}'").count()
     print(f"imported {rows} sequences from {args.csv} into {path} (ingest_date={date})")
     return 0
 

@@ -20,8 +20,8 @@ def parse_sequence_column(text):
 def read_reference(spark, path: str, ingest_date: str = "1970-01-01") -> DataFrame:
     """The reference CSV (gz or plain) as a ``sequences`` table: block_id ``seq-<id>``.
 
-    ``class`` ``abnormal`` → label 1, ``normal`` → 0, absent → null. Rows whose sequence has a
-    non-integer item are dropped only after a clear error: the file is not in the expected format.
+    ``class`` ``abnormal`` → label 1, ``normal`` → 0, absent → null. A sequence item that is not an
+    integer becomes null; :func:`check_reference` turns that into an error before anything is written.
     """
     raw = spark.read.option("header", True).option("mode", "FAILFAST").csv(path)
     if "id" not in raw.columns or "sequence" not in raw.columns:
@@ -40,3 +40,12 @@ def read_reference(spark, path: str, ingest_date: str = "1970-01-01") -> DataFra
         label.cast("int").alias(S.LABEL),
     )
     return to_table(seqs, ingest_date)
+
+
+def check_reference(table: DataFrame, path: str) -> int:
+    """Row count of an imported table; fails naming the first row whose sequence is not integers."""
+    bad = table.where(F.exists(S.EVENTS, lambda x: x.isNull()) | (F.col(S.LENGTH) == 0)).select(S.BLOCK_ID).limit(1).collect()
+    if bad:
+        raise ValueError(f"{path}: row {bad[0][0][len(REFERENCE_PREFIX):]} has a sequence that is not a "
+                         f"tuple of integers like \"(4, 4, 21)\"")
+    return table.count()

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from hdfsad import synth
 from hdfsad.ingest import run_ingest, validate_date
 from hdfsad.inputs import InputError
+from hdfsad.schemas import SEQUENCES_SCHEMA
 
 DATE = "2008-11-09"
 
@@ -166,6 +167,7 @@ def test_generated_logs_ingest_cleanly_with_labels(spark, cfg, tmp_path):
     s = run_ingest(spark, cfg, [str(tmp_path / "logs/*.log.gz")], DATE, labels=res.labels_csv,
                    tables=str(tmp_path / "t"))
     assert (s.lines, s.blocks, s.rejected, s.unknown_lines) == (res.lines, 400, 0, 0)
+    assert spark.read.parquet(s.tables["sequences"]).schema.simpleString() == SEQUENCES_SCHEMA.simpleString()
     seqs = sequences(spark, s)
     assert sum(r.label for r in seqs.values()) == res.anomalies
     assert all(r.events[0] == 21 for r in seqs.values() if r.label == 0)
