@@ -9,7 +9,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-JOBS=(ingest import-reference)
+JOBS=(ingest import-reference train compare)
 
 usage() {
   cat <<USAGE
@@ -18,6 +18,8 @@ usage: $(basename "$0") <job> [job options] [-- spark-submit options]
 jobs:
   ingest             raw HDFS logs (hdfs://, file://, globs; .gz/.bz2) -> sequences, rejects, events tables
   import-reference   reference CSV (id,sequence[,class]) -> sequences table
+  train              one LSTM variant on a labelled sequences table or reference CSV -> model, report
+  compare            every variant under both split protocols + an MLlib decision tree -> docs/results.md
 
 Each job takes --help for its own options, --config FILE and --set key=value.
 Spark options go after '--'; the default is --master local[*] (and --driver-memory 4g).
@@ -26,6 +28,7 @@ Environment: SPARK_SUBMIT (spark-submit to use), HDFSAD_PYTHON (Python for drive
 examples:
   $(basename "$0") ingest 'hdfs:///logs/2008-11-09/*.log.gz' --date 2008-11-09
   $(basename "$0") ingest logs/ --labels anomaly_label.csv -- --master spark://10.0.0.1:7077 --executor-memory 4g
+  $(basename "$0") train --variant v2_grid --table work/tables/sequences --protocol seed --out work/train/v2_grid
 USAGE
 }
 
@@ -52,11 +55,13 @@ fi
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
 
+# Was option $1 given after `--` (as `$1 value`, `$1=value`, or a --conf property `$1=...`)?
 has() { local o; for o in "${spark_args[@]+"${spark_args[@]}"}"; do [[ "$o" == "$1" || "$o" == "$1="* ]] && return 0; done; return 1; }
 defaults=()
 has --master || defaults+=(--master "local[*]")
 has --driver-memory || defaults+=(--driver-memory "${HDFSAD_DRIVER_MEMORY:-4g}")
-has --driver-java-options || defaults+=(--driver-java-options "-Dlog4j2.configurationFile=file:$HERE/conf/log4j2.properties")
+has --driver-java-options || defaults+=(--driver-java-options "-XX:-DontCompileHugeMethods -Dlog4j2.configurationFile=file:$HERE/conf/log4j2.properties")
+has spark.executor.extraJavaOptions || defaults+=(--conf "spark.executor.extraJavaOptions=-XX:-DontCompileHugeMethods")
 
 mkdir -p "$HERE/build"
 zip="$HERE/build/hdfsad.zip"

@@ -122,7 +122,7 @@ def parse_lines(lines, max_line_chars: int):
         "ts",
         F.col("_pid").try_cast("bigint").alias("pid"),
         F.col("_level").alias("level"),
-        F.rtrim("_component", F.lit(":")).alias("component"),
+        F.expr("trim(TRAILING ':' FROM _component)").alias("component"),
         content.alias("content"),
         "event_id",
         "block_ids",
