@@ -1,11 +1,12 @@
 # hdfsad: two commands on a fresh machine (Python 3.11, Java 17):
 #   make demo   set everything up, run the main job end to end on generated logs (local Spark)
 #   make test   set everything up, run the full test suite
+#   make compare  the nine LSTM variants against the study on the reference data -> docs/results.md
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast bench-ingest clean
+.PHONY: demo test test-fast bench-ingest compare clean
 
 $(BIN)/hdfsad: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ test-fast: $(BIN)/hdfsad
 
 bench-ingest: $(BIN)/hdfsad
 	$(BIN)/python benchmarks/bench_ingest.py --full
+
+# Trains the nine variants under both split protocols and a Spark decision tree on the labelled
+# reference data (paths.reference_data / HDFSAD_REFERENCE_DATA), writes docs/results.md.
+compare: $(BIN)/hdfsad
+	$(BIN)/hdfsad compare $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(VENV) work build *.egg-info

@@ -11,7 +11,14 @@ import shutil
 import sys
 from typing import Sequence
 
-from hdfsad.config import ConfigError, load_config
+from hdfsad.config import ConfigError, load_config, parse_override
+from hdfsad.splits import PROTOCOLS, STUDY_SEED
+
+#: Sections of ``--set`` that configure the variant (``--set train.epochs=1``), not the configuration.
+VARIANT_SECTIONS = ("model", "train")
+DEFAULT_TORCH_THREADS = 1
+VARIANT_SET_HELP = ("--set model.KEY=VALUE and --set train.KEY=VALUE override the variant (e.g. --set "
+                    "train.epochs=1, --set model.lstm_units=[8]); other --set keys override the configuration.")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -67,10 +74,51 @@ def _add_demo(sub) -> None:
     _common(p)
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one LSTM variant on labelled sequences, evaluate it, save the "
+                                     "model and a report", description=VARIANT_SET_HELP)
+    p.add_argument("--variant", required=True, help="a variant of conf/variants (e.g. v2_grid) or a YAML file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--table", metavar="PATH", help="a sequences table (Parquet), e.g. work/tables/sequences")
+    src.add_argument("--reference", metavar="CSV", help="a labelled reference CSV (id,sequence,class)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="seed",
+                   help="seed: the study's random split; unseen: split by distinct sequence (default: seed)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where the model, checkpoint and report go")
+    p.add_argument("--split-seed", type=int, default=STUDY_SEED, help=f"default: {STUDY_SEED}, the study's")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    _torch_threads(p)
+    _common(p)
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="every variant under both protocols and a Spark decision tree on the "
+                                       "labelled reference data -> docs/results.md",
+                       description=VARIANT_SET_HELP)
+    p.add_argument("--reference", metavar="CSV", help="default: <paths.reference_data>/hdfs_v1/"
+                                                      "log_classification_train.csv.gz")
+    p.add_argument("--variants", nargs="+", metavar="NAME", help="default: every file in conf/variants")
+    p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
+    p.add_argument("--toggle-dedup", nargs="+", default=[], metavar="NAME",
+                   help="also train these variants with train.dedup switched (seed protocol), to measure "
+                        "dedup against plain training")
+    p.add_argument("--out", metavar="DIR", help="per-run models and reports (default: <paths.work_dir>/compare)")
+    p.add_argument("--doc", default="docs/results.md", help="the Markdown page to write (default: docs/results.md)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the Spark decision tree")
+    p.add_argument("--resume", action="store_true", help="continue every run from its checkpoint")
+    _torch_threads(p)
+    _common(p)
+
+
+def _torch_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=DEFAULT_TORCH_THREADS,
+                   help=f"PyTorch CPU threads (default: {DEFAULT_TORCH_THREADS}; these small LSTMs gain "
+                        f"little from more)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hdfsad", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
-    for add in (_add_ingest, _add_import, _add_synth, _add_demo):
+    for add in (_add_ingest, _add_import, _add_synth, _add_demo, _add_train, _add_compare):
         add(sub)
     return top
 
@@ -142,12 +190,78 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _split_overrides(overrides: Sequence[str]) -> tuple[dict, list[str]]:
+    """``--set`` values: ``model.*`` / ``train.*`` → variant overrides; the rest → configuration."""
+    variant: dict = {}
+    rest = []
+    for text in overrides:
+        if text.split(".", 1)[0].strip() in VARIANT_SECTIONS:
+            for section, values in parse_override(text).items():
+                variant.setdefault(section, {}).update(values)
+        else:
+            rest.append(text)
+    return variant, rest
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    if n < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, got {n}")
+    torch.set_num_threads(n)
+
+
+def cmd_train(args) -> int:
+    from hdfsad.experiment import train_variant
+    from hdfsad.labelled import from_reference_csv, from_table
+    from hdfsad.variants import load_variant
+
+    variant_overrides, overrides = _split_overrides(args.overrides)
+    load_config(args.config, overrides)  # validates the rest of --set / --config
+    _set_threads(args.threads)
+    variant = load_variant(args.variant, overrides=variant_overrides)
+    data = from_table(args.table) if args.table else from_reference_csv(args.reference)
+    train_variant(variant, data, args.protocol, args.out, split_seed=args.split_seed, resume=args.resume)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from hdfsad.compare import reference_csv, run_compare
+    from hdfsad.config import reference_data_dir
+    from hdfsad.results_doc import machine_description, render
+    from hdfsad.session import build_session
+
+    variant_overrides, overrides = _split_overrides(args.overrides)
+    cfg = load_config(args.config, overrides)
+    _set_threads(args.threads)
+    csv = args.reference or reference_csv(reference_data_dir(cfg))
+    out = args.out or os.path.join(cfg["paths"]["work_dir"], "compare")
+    spark = None if args.no_baseline else build_session(cfg, "compare")
+    cmp = run_compare(csv, out, spark=spark, variants=args.variants, protocols=args.protocols,
+                      toggle_dedup=args.toggle_dedup, overrides=variant_overrides, resume=args.resume)
+    command = " ".join(["hdfsad", *[_quote(a) for a in (args.argv or [])]])
+    page = render(cmp, command=command, machine=machine_description(args.threads))
+    os.makedirs(os.path.dirname(os.path.abspath(args.doc)), exist_ok=True)
+    with open(args.doc, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    print(f"wrote {args.doc} ({cmp.seconds / 60:.1f} min); per-run reports under {out}")
+    return 0
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
 COMMANDS = {"ingest": cmd_ingest, "import-reference": cmd_import_reference, "synth": cmd_synth,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "train": cmd_train, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:

@@ -126,3 +126,32 @@ def score_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5
     out = classification_metrics(y, pred)
     out.update(roc_auc=roc_auc(y, scores), pr_auc=pr_auc(y, scores), threshold=float(threshold))
     return out
+
+
+def window_bound(x: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
+    """The best any classifier that sees only the rows of ``x`` can score on ``(x, y_true)``.
+
+    Identical rows of ``x`` (e.g. the last 19 events of two blocks) that carry both labels force an
+    error whatever a classifier answers for them. Of all answers that give each distinct row one
+    label, this returns the metrics of the one that maximizes the anomaly-class F1 (it flags the
+    distinct rows in decreasing order of their anomaly share and stops where F1 peaks: F1 is a ratio
+    of sums, so the optimum is such a prefix), plus ``ambiguous`` (distinct rows holding both labels)
+    and ``ambiguous_rows`` (the rows they cover).
+    """
+    from hdfsad.preprocessing import distinct_rows
+
+    y = np.asarray(y_true).astype(np.int64).reshape(-1)
+    _, inverse = distinct_rows(np.asarray(x).reshape(len(y), -1))
+    pos = np.bincount(inverse, weights=y).astype(np.int64)
+    neg = np.bincount(inverse, weights=1 - y).astype(np.int64)
+    order = np.argsort(-(pos / np.maximum(pos + neg, 1)), kind="stable")
+    order = order[pos[order] > 0]
+    tp, fp = np.r_[0, np.cumsum(pos[order])], np.r_[0, np.cumsum(neg[order])]
+    total_pos = int(y.sum())
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(tp + fp + total_pos, 1), 0.0)
+    k = int(np.argmax(f1))
+    cm = np.array([[int(neg.sum() - fp[k]), int(fp[k])], [int(total_pos - tp[k]), int(tp[k])]])
+    out = metrics_from_confusion(cm)
+    both = (pos > 0) & (neg > 0)
+    out.update(ambiguous=float(both.sum()), ambiguous_rows=float((pos + neg)[both].sum()))
+    return out

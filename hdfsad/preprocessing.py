@@ -108,6 +108,22 @@ def augment_windows(sequences: Any, labels: Sequence[int] | np.ndarray, max_len:
     return np.concatenate([base, extra.reshape(-1, max_len)]), np.concatenate([labels, labels[rows]])
 
 
+def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(uniq, inverse)`` of the rows of a 2-D int array: ``uniq[inverse] == x``.
+
+    Rows are compared as raw bytes (several times faster than ``np.unique(axis=0)``); for
+    non-negative values below 256, as event ids and labels are, that is numeric lexicographic order.
+    """
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    if x.ndim != 2:
+        raise ValueError(f"distinct_rows: expected a 2-D array, got shape {x.shape}")
+    if not x.shape[1]:
+        return x[:min(len(x), 1)], np.zeros(len(x), dtype=np.int64)
+    rows = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return x[first], inverse.reshape(-1).astype(np.int64)
+
+
 def dedup_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Collapse identical ``(row of x, label)`` pairs → ``(x_distinct, y_distinct, counts)``.
@@ -122,7 +138,7 @@ def dedup_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     if len(x) != len(y):
         raise ValueError(f"dedup_weighted: x has {len(x)} rows but y has {len(y)} labels")
     xy = np.concatenate([x.astype(np.int64), y.astype(np.int64)[:, None]], axis=1)
-    uniq, inverse = np.unique(xy, axis=0, return_inverse=True)
+    uniq, inverse = distinct_rows(xy)
     weights = np.ones(len(x)) if w is None else np.asarray(w, dtype=np.float64)
     counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(uniq))
     return uniq[:, :-1].copy(), uniq[:, -1].copy(), counts
@@ -138,5 +154,4 @@ def training_arrays(sequences: Any, labels: Sequence[int] | np.ndarray, max_len:
     x, y = augment_windows(sequences, labels, max_len, extra_windows)
     if not dedup:
         return x, y.astype(np.int64), None
-    x, y, w = dedup_weighted(x, y)
-    return x, y, w
+    return dedup_weighted(x, y)

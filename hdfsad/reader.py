@@ -75,35 +75,45 @@ def _slices(arrays: tuple, batch_size: int, drop_last: bool) -> Iterator[tuple]:
 class ArrayBatches:
     """Batches from in-memory arrays (``x`` encoded, ``y`` labels, ``w`` optional sample weights).
 
-    Each epoch shuffles the rows with a ``(seed, epoch)`` RNG (when ``shuffle``), then rank ``r`` of
-    ``world_size`` takes every ``world_size``-th row starting at ``r``.
+    Each epoch shuffles the rows with a ``(seed, epoch)`` RNG (when ``shuffle``; with ``passes`` > 1
+    an epoch is that many passes, each shuffled anew), then rank ``r`` of ``world_size`` takes every
+    ``world_size``-th row starting at ``r``. Batches carry ``w`` rescaled to
+    mean 1 over all rows (all ranks), as :func:`hdfsad.training.weighted_loss` expects.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, *,
                  batch_size: int, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False):
+                 world_size: int = 1, drop_last: bool = False, passes: int = 1):
         if len(x) != len(y) or (w is not None and len(w) != len(y)):
             raise ValueError(f"ArrayBatches: x, y and w must have the same length, got {len(x)}, "
                              f"{len(y)}, {None if w is None else len(w)}")
         _check_shard(rank, world_size)
         self.x, self.y, self.w = np.asarray(x), np.asarray(y), None if w is None else np.asarray(w)
+        total = 0.0 if w is None else float(self.w.sum())
+        self._w_scale = len(self.w) / total if total > 0 else 1.0
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        if not (isinstance(passes, int) and passes >= 1):
+            raise ValueError(f"passes: expected an integer >= 1, got {passes!r}")
+        self.passes = passes
 
     def __len__(self) -> int:
         """Rows of this rank per epoch."""
-        return len(range(self.rank, len(self.y), self.world_size))
+        return len(range(self.rank, len(self.y) * self.passes, self.world_size))
 
     def label_counts(self) -> np.ndarray:
         """(normal, anomaly) totals over all ranks, weighted by ``w`` when given."""
         return _label_counts(self.y, self.w)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        order = np.arange(len(self.y))
+        n = len(self.y)
         if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+            order = np.concatenate([np.random.default_rng([self.seed, epoch, *([p] if p else [])])
+                                    .permutation(n) for p in range(self.passes)])
+        else:
+            order = np.tile(np.arange(n), self.passes)
         idx = order[self.rank::self.world_size]
-        arrays = (self.x[idx], self.y[idx], None if self.w is None else self.w[idx])
+        arrays = (self.x[idx], self.y[idx], None if self.w is None else self.w[idx] * self._w_scale)
         for chunk in _fold_last_singleton(_slices(arrays, self.batch_size, self.drop_last),
                                           self.batch_size):
             yield _to_batch(*chunk)

@@ -63,8 +63,13 @@ class TrainConfig:
         min_delta: smallest change that counts as an improvement.
         restore_best: at the end of training, load the weights of the best monitored epoch.
         extra_windows: the windowing augmentation (variants 7 and 8: 3); 0 = none.
-        dedup: train on distinct (window, label) pairs weighted by their count (same objective,
-            fewer and different steps).
+        dedup: train on distinct (window, label) pairs weighted by their count: the same objective
+            (see :func:`weighted_loss`), but a pass over the pairs takes far fewer optimizer steps
+            than a pass over the rows (HDFS_v1: 7,052 pairs for 260,069 rows).
+        dedup_passes: with ``dedup``, shuffled passes over the distinct pairs per epoch. One pass
+            weighs as much as a pass over every row but makes ~1/37 of its optimizer steps, too few
+            for the study's short schedules; several passes per epoch buy back steps at a fraction
+            of the cost (measured in docs/results.md).
         seed: seeds the data order (with the epoch) and the dropout RNG; use it for the model
             initialisation too (:func:`hdfsad.models.build_model`).
     """
@@ -83,6 +88,7 @@ class TrainConfig:
     restore_best: bool = True
     extra_windows: int = 0
     dedup: bool = False
+    dedup_passes: int = 1
     seed: int = 24
 
     def __post_init__(self) -> None:
@@ -90,6 +96,7 @@ class TrainConfig:
         _int("train.epochs", self.epochs, 1)
         _int("train.extra_windows", self.extra_windows, 0)
         _int("train.seed", self.seed, 0)
+        _int("train.dedup_passes", self.dedup_passes, 1)
         if self.patience is not None:
             _int("train.patience", self.patience, 1)
         _positive("train.learning_rate", self.learning_rate)
@@ -151,20 +158,24 @@ def class_weights(counts: np.ndarray, mode: str) -> torch.Tensor | None:
 
 def weighted_loss(logits: torch.Tensor, y: torch.Tensor, sample_weight: torch.Tensor | None = None,
                   class_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss, weight_sum)``: ``sum_i s_i * c_{y_i} * CE_i / sum_i s_i``.
+    """``(loss, rows)``: ``sum_i s_i * c_{y_i} * CE_i / B`` over a batch of ``B`` rows.
 
-    ``s`` are sample weights (1 when absent; counts after :func:`~hdfsad.preprocessing.dedup_weighted`),
-    ``c`` class weights. Dividing by the sample weights only (as Keras divides by the batch size, not
-    by the class weights) makes a distinct row with count k weigh exactly as k identical rows.
+    ``s`` are sample weights with mean 1 over the training set (1 when absent; after
+    :func:`~hdfsad.preprocessing.dedup_weighted`, each distinct row's count divided by the mean count,
+    which :class:`~hdfsad.reader.ArrayBatches` does), ``c`` class weights. Dividing by the batch size
+    (as Keras does with sample weights) makes every step an unbiased estimate of the gradient of the
+    mean loss over all rows: a distinct row with count k weighs exactly as k identical rows, and
+    training on distinct rows optimizes the same objective as training on every row. (Dividing by the
+    batch's weight sum instead would give a batch of rare rows the same pull as the batch holding the
+    commonest HDFS window, 42,737 rows' worth; measured on HDFS_v1, the loss then jumps ×10 between
+    late epochs.)
     """
     ce = F.cross_entropy(logits, y, reduction="none")
     if class_weight is not None:
         ce = ce * class_weight.to(ce.device)[y]
-    if sample_weight is None:
-        return ce.mean(), torch.tensor(float(len(y)), device=ce.device)
-    s = sample_weight.to(ce.dtype)
-    total = s.sum()
-    return (ce * s).sum() / total, total
+    if sample_weight is not None:
+        ce = ce * sample_weight.to(ce.dtype)
+    return ce.mean(), torch.tensor(float(len(y)), device=ce.device)
 
 
 @dataclass(frozen=True)
@@ -199,8 +210,8 @@ class GradientClipper:
 class EpochStats:
     """Sums over one epoch on one rank; add them up across ranks (see :meth:`to_tensor`)."""
 
-    loss_sum: float = 0.0    # sum over batches of loss * weight_sum
-    weight_sum: float = 0.0  # sum of sample weights (rows when unweighted)
+    loss_sum: float = 0.0    # sum over batches of loss * rows
+    weight_sum: float = 0.0  # rows (sample weights have mean 1, see weighted_loss)
     samples: int = 0         # rows seen
     steps: int = 0           # optimizer steps
     seconds: float = 0.0     # wall time (the slowest rank's after a reduction)
@@ -259,23 +270,26 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.opt
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, threshold: float = 0.5,
              batch_size: int = 8192) -> dict[str, float]:
     """Validation metrics: unweighted mean cross-entropy (``loss``, as Keras' ``val_loss``) and
-    :func:`hdfsad.metrics.score_metrics` at ``threshold``. Eval mode; the previous mode is restored."""
+    :func:`hdfsad.metrics.score_metrics` at ``threshold``. Eval mode; the previous mode is restored.
+
+    The model runs once per distinct row of ``x`` (HDFS windows repeat: ~29k validation rows are ~2k
+    distinct ones); in eval mode a row's output does not depend on the other rows of its batch."""
+    from hdfsad.preprocessing import distinct_rows
+
     module = unwrap(model)
     device = next(module.parameters()).device
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.int64)
+    uniq, inverse = distinct_rows(np.asarray(x))
+    xt = torch.as_tensor(uniq, dtype=torch.int64)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     was_training = module.training
     module.eval()
     try:
-        loss = torch.zeros((), dtype=torch.float64)
-        scores = []
-        for i in range(0, len(yt), batch_size):
-            logits = module(xt[i:i + batch_size].to(device)).float()
-            loss += F.cross_entropy(logits, yt[i:i + batch_size].to(device), reduction="sum").double().cpu()
-            scores.append(torch.softmax(logits, dim=1)[:, 1].double().cpu())
+        chunks = [module(xt[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(xt), batch_size)]
     finally:
         module.train(was_training)
-    s = torch.cat(scores).numpy() if scores else np.zeros(0)
+    logits = torch.cat(chunks)[torch.from_numpy(inverse)] if chunks else torch.zeros((0, 2))
+    loss = F.cross_entropy(logits.double(), yt, reduction="sum") if len(yt) else torch.zeros(())
+    s = torch.softmax(logits.double(), dim=1)[:, 1].numpy()
     out = {"loss": float(loss) / max(len(yt), 1)}
     out.update(metrics.score_metrics(np.asarray(y), s, threshold))
     return out
@@ -496,7 +510,7 @@ def array_source(sequences: Any, labels: Any, max_len: int, config: TrainConfig,
 
     x, y, w = training_arrays(sequences, labels, max_len, config.extra_windows, config.dedup)
     return ArrayBatches(x, y, w, batch_size=config.batch_size, seed=config.seed, rank=rank,
-                        world_size=world_size)
+                        world_size=world_size, passes=config.dedup_passes if config.dedup else 1)
 
 
 def fit(model: nn.Module, train: BatchSource, config: TrainConfig, *,

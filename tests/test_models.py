@@ -10,7 +10,7 @@ import torch
 
 from hdfsad import artifacts
 from hdfsad.models import ModelConfig, SequenceClassifier, build_model, predict_proba_encoded
-from hdfsad.preprocessing import augment_windows, dedup_weighted, encode, training_arrays
+from hdfsad.preprocessing import augment_windows, dedup_weighted, distinct_rows, encode, training_arrays
 from hdfsad.templates import EVENT_ENCODING_VERSION
 from hdfsad.training import TrainConfig, array_source, fit
 
@@ -129,6 +129,15 @@ def test_dedup_weighted_collapses_identical_pairs():
     assert rows == {((1, 2), 0): 3.0, ((1, 2), 1): 1.0, ((0, 1), 1): 1.0}
     xw, yw, w = training_arrays([[0, 1], [0, 1], [5]], [1, 1, 0], max_len=3, dedup=True)
     assert xw.tolist() == [[0, 0, 6], [0, 1, 2]] and yw.tolist() == [0, 1] and w.tolist() == [1.0, 2.0]
+
+
+def test_distinct_rows_in_numeric_order():
+    x = np.array([[3, 1], [0, 2], [3, 1], [0, 10], [0, 2]])
+    uniq, inverse = distinct_rows(x)
+    assert uniq.tolist() == [[0, 2], [0, 10], [3, 1]] and inverse.tolist() == [2, 0, 2, 1, 0]
+    with pytest.raises(ValueError) as err:
+        distinct_rows(np.zeros(3))
+    assert "distinct_rows: expected a 2-D array, got shape (3,)" in str(err.value)
 
 
 # artifacts ---------------------------------------------------------------------------------------

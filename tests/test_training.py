@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from hdfsad.models import ModelConfig, build_model
-from hdfsad.preprocessing import encode
+from hdfsad.preprocessing import encode, training_arrays
 from hdfsad.reader import ArrayBatches
 from hdfsad.training import (EarlyStopping, EpochStats, GradientClipper, TrainConfig, TrainState,
                              array_source, class_weights, evaluate, fit, make_optimizer, train_epoch,
@@ -119,7 +119,7 @@ def test_dedup_weighted_training_gives_the_same_loss():
     with torch.no_grad():
         plain, _ = weighted_loss(model(torch.from_numpy(plain_src.x)), torch.from_numpy(plain_src.y), None, cw)
         dedup, _ = weighted_loss(model(torch.from_numpy(dedup_src.x)), torch.from_numpy(dedup_src.y),
-                                 torch.from_numpy(dedup_src.w), cw)
+                                 torch.from_numpy(dedup_src.w / dedup_src.w.mean()), cw)
     assert dedup.item() == pytest.approx(plain.item(), rel=1e-5)
 
     # and the training run (full batches: the same gradient at every step)
@@ -130,6 +130,24 @@ def test_dedup_weighted_training_gives_the_same_loss():
     assert ha[-1]["loss"] < ha[0]["loss"]
     for k, v in a.state_dict().items():
         torch.testing.assert_close(b.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_dedup_passes_repeat_the_distinct_pairs_each_shuffled_anew():
+    seqs, y = data(12)
+    cfg = TrainConfig(batch_size=5, dedup=True, dedup_passes=3, seed=0)
+    src = array_source(seqs * 3, np.tile(y, 3), 19, cfg)
+    assert len(src.y) == 12 and len(src) == 36
+    batches = list(src.batches(0))
+    rows = np.concatenate([b.x.numpy() for b in batches])
+    passes = [rows[i * 12:(i + 1) * 12] for i in range(3)]
+    assert all(sorted(map(tuple, p.tolist())) == sorted(map(tuple, src.x.tolist())) for p in passes)
+    assert not all(np.array_equal(passes[0], p) for p in passes[1:])
+    w = np.concatenate([b.w.numpy() for b in batches])
+    assert w.mean() == pytest.approx(1.0) and sorted(w[:12]) == pytest.approx(sorted(src.w / src.w.mean()))
+    assert len(array_source(seqs, y, 19, TrainConfig(dedup_passes=3))) == 12  # passes need dedup
+    with pytest.raises(ValueError) as err:
+        TrainConfig(dedup_passes=0)
+    assert "train.dedup_passes: expected an integer >= 1, got 0" in str(err.value)
 
 
 # loop features -----------------------------------------------------------------------------------
@@ -256,6 +274,7 @@ def test_the_nine_variants_are_the_study():
     assert [n for n in STUDY if v[n].train.extra_windows] == ["v7_da", "v8_da_gn"]
     assert all(v[n].model.embedding_dim == 3 and v[n].model.max_len == 19 for n in STUDY)
     assert all(v[n].train.monitor == "loss" and v[n].train.patience == 5 for n in STUDY)
+    assert [n for n in STUDY if not v[n].train.dedup] == ["v0_baseline"]
 
 
 @pytest.mark.parametrize("name", STUDY)
@@ -266,9 +285,11 @@ def test_every_variant_builds_and_trains_one_epoch(name):
     src = array_source(seqs, y, variant.model.max_len, variant.train)
     result = fit(model, src, variant.train, validation=(encode(seqs[:10], 19), y[:10]))
     assert result.epochs_done == 1 and math.isfinite(result.history[0]["loss"])
+    x, _, _ = training_arrays(seqs, y, 19, variant.train.extra_windows, variant.train.dedup)
     extra = sum(min(3, len(s) - 19) for s in seqs) if variant.train.extra_windows else 0
-    expected_rows = 40 + extra
-    assert result.history[0]["samples"] == expected_rows
+    assert len(x) <= 40 + extra and (variant.train.dedup or len(x) == 40 + extra)
+    passes = variant.train.dedup_passes if variant.train.dedup else 1
+    assert result.history[0]["samples"] == len(x) * passes
 
 
 def test_variant_errors_name_the_key(tmp_path):
