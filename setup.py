@@ -18,6 +18,11 @@ setup(
         "numpy>=1.26",
         "pyyaml>=6",
         "matplotlib>=3.8",
+        # Experiment tracking (hdfsad.tracking): the client only (no server, no SQL store), pulls no torch.
+        # The bench extra's drain3==0.9.11 pins cachetools 4, which holds mlflow-skinny at 2.12.x there.
+        "mlflow-skinny>=2.12,<4",
+        # mlflow-skinny < 2.13 imports pkg_resources, which setuptools 81 removed.
+        "setuptools<81",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-JOBS=(ingest import-reference train compare)
+JOBS=(ingest import-reference train compare score sql explain grid-search)
 
 usage() {
   cat <<USAGE
@@ -20,6 +20,12 @@ jobs:
   import-reference   reference CSV (id,sequence[,class]) -> sequences table
   train              one LSTM variant on a labelled sequences table or reference CSV -> model, report
   compare            every variant under both split protocols + an MLlib decision tree -> docs/results.md
+  score              a trained model over a date's blocks (raw logs are ingested first) -> scores, runs
+                     tables in the Spark SQL catalog, daily HTML report
+  sql                one Spark SQL query on the catalog (sequences, rejects, events, scores, runs)
+  explain            a block's score, its events with template text and its raw lines
+  grid-search        k-fold grid search, one Spark task per (config, fold) fit -> results table,
+                     docs/grid.md, conf/variants/grid_best.yaml (train --num-processes N: DDP on executors)
 
 Each job takes --help for its own options, --config FILE and --set key=value.
 Spark options go after '--'; the default is --master local[*] (and --driver-memory 4g).
@@ -28,6 +34,8 @@ Environment: SPARK_SUBMIT (spark-submit to use), HDFSAD_PYTHON (Python for drive
 examples:
   $(basename "$0") ingest 'hdfs:///logs/2008-11-09/*.log.gz' --date 2008-11-09
   $(basename "$0") ingest logs/ --labels anomaly_label.csv -- --master spark://10.0.0.1:7077 --executor-memory 4g
+  $(basename "$0") score --model work/train/v2_grid/model --input 'hdfs:///logs/2008-11-09/' --date 2008-11-09
+  $(basename "$0") sql "SELECT * FROM scores WHERE ingest_date = DATE'2008-11-09' ORDER BY score DESC LIMIT 20"
   $(basename "$0") train --variant v2_grid --table work/tables/sequences --protocol seed --out work/train/v2_grid
 USAGE
 }

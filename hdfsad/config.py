@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
@@ -26,12 +27,21 @@ class Rule:
     check: Callable[[Any], bool]
 
 
+def _one_of(*allowed: str) -> Rule:
+    return Rule("one of " + ", ".join(allowed), lambda v: v in allowed)
+
+
 def _int_at_least(low: int) -> Rule:
     return Rule(f"an integer >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
 
 
 STR = Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
 BOOL = Rule("true or false", lambda v: isinstance(v, bool))
+NAME = Rule("a name of letters, digits and underscores, starting with a letter",
+            lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", v) is not None)
+PROBABILITY_OR_NULL = Rule("null (use the model's stored threshold) or a number in [0, 1]",
+                           lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and 0.0 <= v <= 1.0))
 SPARK_CONF = Rule("a mapping of Spark property names to scalar values",
                   lambda v: isinstance(v, dict) and all(
                       isinstance(k, str) and isinstance(x, (str, int, float, bool)) for k, x in v.items()))
@@ -46,6 +56,30 @@ SCHEMA: dict[str, Any] = {
         "keep_events": BOOL,
         "verify_compressed": BOOL,
         "max_events_per_block": _int_at_least(1),
+    },
+    "catalog": {
+        "metastore": _one_of("embedded", "hive", "session"),
+        "database": NAME,
+    },
+    "distributed": {
+        "num_processes": _int_at_least(0),
+        "use_gpu": BOOL,
+        "batch_scaling": _one_of("per_process", "global"),
+        "lr_scaling": _one_of("none", "linear", "sqrt"),
+    },
+    "tracking": {
+        "enabled": BOOL,
+        "uri": Rule("null (a local store under paths.work_dir) or a tracking URI",
+                    lambda v: v is None or (isinstance(v, str) and v != "")),
+        "experiment": STR,
+    },
+    "score": {
+        "threshold": PROBABILITY_OR_NULL,
+        "dedup": BOOL,
+        "batch_size": _int_at_least(1),
+        "lookback_days": _int_at_least(0),
+        "report": BOOL,
+        "report_top": _int_at_least(1),
     },
 }
 

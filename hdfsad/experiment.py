@@ -90,10 +90,8 @@ def train_variant(variant: Variant, data: Any, protocol: str, out_dir: str | os.
     checkpoint when there is one (a finished run is only evaluated again); without it an old
     checkpoint is discarded and training starts afresh.
     """
-    from hdfsad.artifacts import save_model
     from hdfsad.models import build_model
     from hdfsad.preprocessing import encode
-    from hdfsad.reports import write_report
     from hdfsad.training import array_source, fit
 
     data = as_labelled(data)
@@ -109,7 +107,7 @@ def train_variant(variant: Variant, data: Any, protocol: str, out_dir: str | os.
     tcfg, max_len = variant.train, variant.model.max_len
     train, val, test = (data.subset(rows) for rows in (split.train, split.validation, split.test))
     source = array_source(train.sequences, train.labels, max_len, tcfg)
-    x_val, x_test = encode(val.sequences, max_len), encode(test.sequences, max_len)
+    x_val = encode(val.sequences, max_len)
     if log:
         log(f"[{variant.name} / {protocol}] {data.summary()}; split {split.sizes()}; training on "
             f"{len(source.y):,} {'distinct weighted ' if tcfg.dedup else ''}rows"
@@ -120,25 +118,43 @@ def train_variant(variant: Variant, data: Any, protocol: str, out_dir: str | os.
     result = fit(model, source, tcfg, validation=(x_val, val.labels), log=log,
                  checkpoint_path=checkpoint, resume=resume)
     seconds = time.perf_counter() - start
+    train_rows = len(train) + int(_extra_windows(train, max_len, tcfg.extra_windows))
+    return finish_run(variant, model, result, seconds, protocol, out, data_source=data.source,
+                      data_summary=data.summary(), split_sizes=split.sizes(), split_seed=split.seed,
+                      val=val, test=test, train_rows=train_rows, fed_rows=len(source.y),
+                      passes=source.passes, log=log)
 
+
+def finish_run(variant: Variant, model: Any, result: Any, seconds: float, protocol: str, out: Path, *,
+               data_source: str, data_summary: str, split_sizes: dict[str, int], split_seed: int,
+               val: Labelled, test: Labelled, train_rows: int, fed_rows: int,
+               passes: int, log: Callable[[str], None] | None = print,
+               extra: dict[str, Any] | None = None) -> RunResult:
+    """Steps 3 to 5 after :func:`~hdfsad.training.fit`: threshold on validation, test once, write the
+    artifact and the report. Shared by in-process and distributed (rank 0) training."""
+    from hdfsad.artifacts import save_model
+    from hdfsad.preprocessing import encode
+    from hdfsad.reports import write_report
+
+    tcfg, max_len = variant.train, variant.model.max_len
+    x_val, x_test = encode(val.sequences, max_len), encode(test.sequences, max_len)
     threshold, val_f1 = metrics.best_f1_threshold(val.labels, scores(model, x_val))
     s_test = scores(model, x_test)
     test_metrics = metrics.score_metrics(test.labels, s_test, threshold)
     at_half = metrics.score_metrics(test.labels, s_test, 0.5)
-    train_rows = len(train) + int(_extra_windows(train, max_len, tcfg.extra_windows))
     run = RunResult(variant.name, protocol, str(out), test_metrics, at_half, threshold, val_f1, seconds,
-                    result.epochs_done, result.best_epoch, result.resumed_from, train_rows, len(source.y),
-                    tcfg.dedup, source.passes, max_len, split.sizes(), result.history)
+                    result.epochs_done, result.best_epoch, result.resumed_from, train_rows, fed_rows,
+                    tcfg.dedup, passes, max_len, dict(split_sizes), result.history)
 
     save_model(out / MODEL_DIR, model, threshold=threshold, metrics=test_metrics, train_config=tcfg,
-               extra={"variant": variant.to_dict(), "protocol": protocol, "split_seed": split.seed,
-                      "data": data.source, "split_sizes": split.sizes(), "train_seconds": seconds,
-                      "validation_f1": val_f1})
+               extra={"variant": variant.to_dict(), "protocol": protocol, "split_seed": split_seed,
+                      "data": data_source, "split_sizes": dict(split_sizes), "train_seconds": seconds,
+                      "validation_f1": val_f1, **(extra or {})})
     precision, recall, _ = metrics.precision_recall_curve(test.labels, s_test)
     write_report(out, title=f"{variant.name} — {protocol} protocol", metrics=test_metrics,
                  history=result.history, pr_curve=(precision, recall),
                  confusion=metrics.confusion_matrix(test.labels, (s_test >= threshold).astype(np.int64)),
-                 notes=_notes(variant, run, data))
+                 notes=_notes(variant, run, data_summary))
     if log:
         m = test_metrics
         log(f"[{variant.name} / {protocol}] test at threshold {threshold:.4f}: F1 {m['f1']:.5f} "
@@ -154,11 +170,11 @@ def _extra_windows(data: Labelled, max_len: int, extra: int) -> int:
     return int(extra_window_counts(lengths, max_len, extra).sum())
 
 
-def _notes(variant: Variant, run: RunResult, data: Labelled) -> list[str]:
+def _notes(variant: Variant, run: RunResult, data_summary: str) -> list[str]:
     sizes = run.sizes
     notes = [
         f"{variant.description}.",
-        f"Data: {data.summary()}. Protocol `{run.protocol}`: {sizes['train']:,} training, "
+        f"Data: {data_summary}. Protocol `{run.protocol}`: {sizes['train']:,} training, "
         f"{sizes['validation']:,} validation and {sizes['test']:,} test rows.",
         f"Training: {run.train_rows:,} rows after augmentation"
         + (f", fed as {run.fed_rows:,} distinct (window, label) pairs weighted by their counts"

@@ -299,6 +299,31 @@ class ShardedParquetReader:
             table.column(schemas.LENGTH).to_numpy(zero_copy_only=False))
         return _label_counts(labels, weights)
 
+    def shard_label_counts(self, epoch: int = 0) -> np.ndarray:
+        """(normal, anomaly) rows of this rank's units for ``epoch``, counted as :meth:`label_counts`
+        counts them; summed over the ranks (an all-reduce) they give :meth:`label_counts`, while each
+        rank reads only its own shard."""
+        from hdfsad import schemas
+
+        per_row = getattr(self.transform, "rows_per_input", None)
+        counts = np.zeros(2, dtype=np.float64)
+        for unit in self.assignment(epoch)[self.rank]:
+            table = self._read(unit, [schemas.LABEL, schemas.LENGTH])
+            weights = None if per_row is None else per_row(
+                table.column(schemas.LENGTH).to_numpy(zero_copy_only=False))
+            counts += _label_counts(_labels(table.column(schemas.LABEL)), weights)
+        return counts
+
+    def shard_arrays(self, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's whole shard for ``epoch``, transformed, in reading order: ``(x, y)``."""
+        from hdfsad import schemas
+
+        parts = [self.transform(self._read(unit, [schemas.EVENTS, schemas.LABEL]))
+                 for unit in self.assignment(epoch)[self.rank]]
+        if not parts:
+            return self.transform(self._dataset.head(0, columns=[schemas.EVENTS, schemas.LABEL]))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def num_rows(self) -> int:
         """Rows of the dataset (all ranks) that match the filter, before any augmentation."""
         return self._dataset.count_rows(filter=self.filter)

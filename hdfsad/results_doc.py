@@ -182,11 +182,13 @@ def _bound_section(cmp: Comparison, max_len: int) -> list[str]:
             lines.append(f"| `{res.protocol}` | {int(b['ambiguous'])} | {int(b['ambiguous_rows'])} | "
                          f"{int(b['fp'])} / {int(b['fn'])} | {_f(b['f1'])} | {_f(b['macro_f1'])} | "
                          f"{_f(b['accuracy'])} |")
-    lines += ["", f"So an anomaly-class F1 of {TARGET_ABN_F1_SEED} and a macro F1 of {TARGET_MACRO_F1_SEED} "
-              f"are out of reach of any model of the last {max_len} events on these test sets, whatever its "
-              f"architecture or training. The decision tree sees the counts of the whole sequence (no "
-              f"window), which is why it can go beyond that bound.", ""]
-    return lines
+    seed = next((r.bounds.get(max_len) for r in cmp.protocols if r.protocol == "seed"), None)
+    if seed and (seed["f1"] < TARGET_ABN_F1_SEED or seed["macro_f1"] < TARGET_MACRO_F1_SEED):
+        lines += ["", f"So on the `seed` test set an anomaly-class F1 of {TARGET_ABN_F1_SEED} and a macro F1 of "
+                  f"{TARGET_MACRO_F1_SEED} are out of reach of any model of the last {max_len} events, whatever "
+                  f"its architecture or training. The decision tree sees the counts of the whole sequence (no "
+                  f"window), which is why it can go beyond that bound."]
+    return lines + [""]
 
 
 def render(cmp: Comparison, *, command: str, machine: str, study: dict[str, Any] | None = None,

@@ -53,6 +53,54 @@ REJECTS_SCHEMA = T.StructType([
     T.StructField(INGEST_DATE, T.DateType(), False),
 ])
 
+# scores (one row per block and scored date) ------------------------------------------------------
+SCORE = "score"              # P(anomaly) given by the model
+IS_ANOMALY = "is_anomaly"    # score >= threshold
+THRESHOLD = "threshold"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+RUN_ID = "run_id"
+SCORED_AT = "scored_at"
+
+SCORES_SCHEMA = T.StructType([
+    T.StructField(BLOCK_ID, T.StringType(), False),
+    T.StructField(SCORE, T.DoubleType(), False),
+    T.StructField(IS_ANOMALY, T.BooleanType(), False),
+    T.StructField(THRESHOLD, T.DoubleType(), False),
+    T.StructField(MODEL_NAME, T.StringType(), False),
+    T.StructField(MODEL_VERSION, T.StringType(), False),
+    T.StructField(LENGTH, T.IntegerType(), False),
+    T.StructField(FIRST_TS, T.TimestampType(), True),
+    T.StructField(LAST_TS, T.TimestampType(), True),
+    T.StructField(RUN_ID, T.StringType(), False),
+    T.StructField(SCORED_AT, T.TimestampType(), False),
+    T.StructField(INGEST_DATE, T.DateType(), False),
+])
+
+# runs (one row per scoring run, failed ones included; appended) ---------------------------------
+RUNS_SCHEMA = T.StructType([
+    T.StructField(RUN_ID, T.StringType(), False),
+    T.StructField("status", T.StringType(), False),          # ok | failed
+    T.StructField("error", T.StringType(), True),
+    T.StructField("started_at", T.TimestampType(), False),
+    T.StructField("finished_at", T.TimestampType(), False),
+    T.StructField("input", T.StringType(), False),
+    T.StructField("model_path", T.StringType(), False),
+    T.StructField(MODEL_NAME, T.StringType(), False),
+    T.StructField(MODEL_VERSION, T.StringType(), False),
+    T.StructField(THRESHOLD, T.DoubleType(), False),
+    T.StructField("lines", T.LongType(), True),               # null when the input was a sequences table
+    T.StructField("rejects", T.LongType(), True),
+    T.StructField("blocks", T.LongType(), False),
+    T.StructField("distinct_sequences", T.LongType(), False),
+    T.StructField("anomalies", T.LongType(), False),
+    T.StructField("seconds", T.MapType(T.StringType(), T.DoubleType(), False), False),
+    T.StructField(INGEST_DATE, T.DateType(), False),
+])
+
+#: The tables :mod:`hdfsad.catalog` registers, each a directory of that name under ``paths.tables``.
+TABLES = ("sequences", "rejects", "events", "scores", "runs")
+
 #: Every reason a line or a file can be rejected for. Documented in the README.
 REJECT_REASONS = {
     "binary": "the line holds control characters or bytes that are not valid UTF-8",
@@ -71,6 +119,7 @@ def arrow_schema(spark_schema: T.StructType):
 
     mapping = {
         T.StringType: pa.string(), T.IntegerType: pa.int32(), T.LongType: pa.int64(),
+        T.DoubleType: pa.float64(), T.BooleanType: pa.bool_(),
         T.TimestampType: pa.timestamp("us", tz="UTC"), T.DateType: pa.date32(),
     }
 

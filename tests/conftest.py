@@ -14,6 +14,11 @@ TEST_OVERRIDES = [
     "spark.conf.spark.driver.memory=2g",
     "spark.conf.spark.sql.shuffle.partitions=4",
     "spark.conf.spark.ui.showConsoleProgress=false",
+    # The shared session keeps an in-memory catalog; tests of the persistent (Derby) catalog start
+    # their own JVMs with a metastore under tmp_path.
+    "catalog.metastore=session",
+    # No MLflow runs from the tests that do not ask for them (they would land under ./work/mlruns).
+    "tracking.enabled=false",
 ]
 
 

@@ -24,7 +24,7 @@ def test_spark_submit_help_lists_the_jobs():
 def test_spark_submit_rejects_an_unknown_job():
     out = subprocess.run([os.path.join(REPO, "spark-submit.sh"), "trian"], capture_output=True, text=True)
     assert out.returncode == 2
-    assert "unknown job 'trian'; jobs: ingest import-reference train compare" in out.stderr
+    assert "unknown job 'trian'; jobs: ingest import-reference train compare score sql explain grid-search" in out.stderr
 
 
 def test_cli_errors_are_one_clear_line(spark, tmp_path, capsys):
@@ -47,10 +47,15 @@ def test_cli_synth_and_import_reference(spark, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_demo_runs_the_main_job(spark, tmp_path, capsys):
-    assert main(["demo", "--blocks", "300", "--dir", str(tmp_path / "demo"), *SETS]) == 0
+    # 2,000 blocks (60 anomalous, seed 7): the validation split of the training step holds anomalies
+    assert main(["demo", "--blocks", "2000", "--dir", str(tmp_path / "demo"), *SETS]) == 0
     out = capsys.readouterr().out
-    assert "ingest summary" in out and "blocks                                        300" in out
+    assert "ingest summary" in out and "blocks                                        2000" in out
     assert os.path.isdir(tmp_path / "demo" / "tables" / "sequences" / "ingest_date=2008-11-09")
+    assert "[demo_fast / seed] test at threshold" in out
+    assert "blocks scored              2000" in out and "catalog tables             sequences, scores, runs" in out
+    assert "[demo] the top anomalies through Spark SQL:" in out and "|block_id" in out.replace(" ", "")
+    assert os.path.isfile(tmp_path / "demo" / "reports" / "2008-11-09" / "report.html")
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ def test_config_file_is_merged(tmp_path):
     ("ingest.keep_events=maybe", "configuration key 'ingest.keep_events': expected true or false, got 'maybe'"),
     ("ingest.foo=1", "unknown configuration key 'ingest.foo'; allowed keys under 'ingest': keep_events, "
                      "max_events_per_block, max_line_chars, reject_raw_chars, verify_compressed"),
-    ("sparks.master=x", "unknown configuration key 'sparks'; allowed keys: ingest, paths, spark"),
+    ("sparks.master=x", "unknown configuration key 'sparks'; allowed keys: catalog, distributed, ingest, paths, score, spark, tracking"),
     ("ingest=3", "override 'ingest=3': key must be dotted, like ingest.keep_events"),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, message):
