@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from hdfsad import inputs as I
 from hdfsad import schemas as S
+from hdfsad.observations import metrics
 from hdfsad.parsing import parse_lines
 from hdfsad.sequences import build_sequences, events_of, read_labels, to_table, with_labels
 from hdfsad.tables import drop_partition, replace_partition, table_path, write_partition
@@ -115,11 +116,11 @@ def _sequences_pass(parsed: DataFrame, label_df: DataFrame | None, cap: int, ing
         F.sum(F.when(F.col("full_length") > cap, 1).otherwise(0)).alias("capped"),
         F.sum(F.when(F.col(S.LABEL).isNotNull(), 1).otherwise(0)).alias("labelled"))
     write_partition(to_table(seqs, ingest_date), path)
-    lines, seq_stats = obs_lines.get, obs_seqs.get
+    lines, seq_stats = metrics(obs_lines), metrics(obs_seqs)
     summary.lines = int(lines.get("lines") or 0)
     summary.unknown_lines = int(lines.get("unknown_lines") or 0)
     summary.rejects = {r: int(lines.get(r) or 0) for r in LINE_REASONS}
-    summary.events = int(obs_events.get.get("events") or 0)
+    summary.events = int(metrics(obs_events).get("events") or 0)
     summary.blocks = int(seq_stats.get("blocks") or 0)
     summary.capped_blocks = int(seq_stats.get("capped") or 0)
     summary.labelled_blocks = int(seq_stats.get("labelled") or 0)

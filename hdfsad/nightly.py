@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hdfsad import schemas as S
+from hdfsad.observations import metrics
 from hdfsad.scoring import ScoringModel, score_sequences, to_table
 from hdfsad.tables import drop_partition, table_path, write_partition
 
@@ -163,10 +164,10 @@ def _score_and_write(spark, cfg: Mapping, summary: RunSummary, source: str, out:
                            f"scores partition of that date is empty")
         return
     write_partition(table, out)
-    stats = written.get
+    stats = metrics(written)
     summary.blocks = int(stats.get("blocks") or 0)
     summary.anomalies = int(stats.get("anomalies") or 0)
-    summary.distinct_sequences = int(distinct.get.get("distinct") or 0) if scfg["dedup"] else summary.blocks
+    summary.distinct_sequences = int(metrics(distinct).get("distinct") or 0) if scfg["dedup"] else summary.blocks
 
 
 def run_score(spark, cfg: Mapping, model: ScoringModel, ingest_date: str, inputs: Sequence[str] = (),
