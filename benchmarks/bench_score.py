@@ -31,25 +31,28 @@ DATE = "2008-11-09"
 
 
 def render_corpus(ref_dir: str, out: str, blocks: int | None) -> list[str]:
-    """Raw logs of the first ``blocks`` reference rows (all rows of both CSVs when None); cached."""
+    """Raw logs of the first ``blocks`` train rows, or (None) the full corpus of both CSVs; cached.
+
+    The full corpus is ``bench_ingest``'s (train row k -> block ``reference_block_id(k)``, test row
+    k -> ``reference_block_id(1_000_000 + k)``: the two files' ids never merge into one block).
+    """
     from hdfsad import synth
 
-    csvs = [os.path.join(ref_dir, "hdfs_v1", f"log_classification_{p}.csv.gz") for p in ("train", "test")]
-    if blocks is not None:
-        csvs = csvs[:1]
-    dirs = []
-    for i, csv in enumerate(csvs):
-        target = os.path.join(out, f"logs-{blocks or 'all'}-{i}")
-        marker = os.path.join(target, ".complete")
-        if not os.path.exists(marker):
-            shutil.rmtree(target, ignore_errors=True)
-            t = time.time()
-            res = synth.render(csv, target, n_files=8, limit=blocks, compress="gz")
-            print(f"rendered {res.lines:,} lines of {res.blocks:,} blocks from {os.path.basename(csv)} "
-                  f"in {time.time() - t:.0f} s -> {target}", flush=True)
-            open(marker, "w").close()
-        dirs += [os.path.join(target, f) for f in sorted(os.listdir(target)) if f.endswith(".log.gz")]
-    return dirs
+    if blocks is None:
+        import bench_ingest
+
+        return bench_ingest.reference_corpus(out, ref_dir, seed=0).files
+    csv = os.path.join(ref_dir, "hdfs_v1", "log_classification_train.csv.gz")
+    target = os.path.join(out, f"logs-{blocks}")
+    marker = os.path.join(target, ".complete")
+    if not os.path.exists(marker):
+        shutil.rmtree(target, ignore_errors=True)
+        t = time.time()
+        res = synth.render(csv, target, n_files=8, limit=blocks, compress="gz")
+        print(f"rendered {res.lines:,} lines of {res.blocks:,} blocks from {os.path.basename(csv)} "
+              f"in {time.time() - t:.0f} s -> {target}", flush=True)
+        open(marker, "w").close()
+    return [os.path.join(target, f) for f in sorted(os.listdir(target)) if f.endswith(".log.gz")]
 
 
 def bench_model(out: str, trained: str | None) -> str:

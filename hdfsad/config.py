@@ -66,6 +66,7 @@ SCHEMA: dict[str, Any] = {
         "use_gpu": BOOL,
         "batch_scaling": _one_of("per_process", "global"),
         "lr_scaling": _one_of("none", "linear", "sqrt"),
+        "max_attempts": _int_at_least(1),
     },
     "tracking": {
         "enabled": BOOL,

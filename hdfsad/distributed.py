@@ -56,6 +56,7 @@ class DistributedConfig:
     use_gpu: bool = False
     batch_scaling: str = "per_process"
     lr_scaling: str = "linear"
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_processes, int) or self.num_processes < 0:
@@ -67,13 +68,16 @@ class DistributedConfig:
         if self.lr_scaling not in LR_SCALING:
             raise ValueError(f"distributed.lr_scaling: expected one of {list(LR_SCALING)}, "
                              f"got {self.lr_scaling!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"distributed.max_attempts: expected an integer >= 1, got {self.max_attempts!r}")
 
     @classmethod
     def from_config(cls, cfg: Mapping, num_processes: int | None = None,
                     use_gpu: bool | None = None) -> "DistributedConfig":
         d = cfg["distributed"]
         return cls(d["num_processes"] if num_processes is None else num_processes,
-                   d["use_gpu"] if use_gpu is None else use_gpu, d["batch_scaling"], d["lr_scaling"])
+                   d["use_gpu"] if use_gpu is None else use_gpu, d["batch_scaling"], d["lr_scaling"],
+                   d["max_attempts"])
 
 
 def scale_train_config(config: TrainConfig, world_size: int, batch_scaling: str = "per_process",
@@ -288,11 +292,40 @@ def train_distributed(spark: Any, variant: Any, data: Any, protocol: str, out_di
             f"{tcfg.learning_rate:g} ({dist_cfg.batch_scaling} batch, {dist_cfg.lr_scaling} lr scaling)")
     search = py_files + [str(Path(__file__).resolve().parents[1])]
     distributor = TorchDistributor(num_processes=n, local_mode=False, use_gpu=dist_cfg.use_gpu)
-    summary = distributor.run(portable_entry(search), spec)
+    summary = _run_attempts(lambda: distributor.run(portable_entry(search), spec), checkpoint,
+                            dist_cfg.max_attempts, f"[{variant.name} / {protocol}]", log)
     if not isinstance(summary, dict):
         raise RuntimeError(f"distributed training returned {summary!r} from rank 0 instead of a summary; "
                            f"see the executors' logs")
-    return RunResult(**summary)
+    run = RunResult(**summary)
+    if log and run.resumed_from is not None:
+        log(f"[{variant.name} / {protocol}] resumed from the checkpoint after epoch {run.resumed_from} "
+            f"({'--resume' if resume else 'written by a failed attempt of the DDP job'})")
+    return run
+
+
+def _run_attempts(run: Callable[[], Any], checkpoint: Path, max_attempts: int, tag: str,
+                  log: Callable[[str], None] | None) -> Any:
+    """``run()`` (the barrier job), started again while it fails after writing ``checkpoint``.
+
+    Spark retries a failed barrier *result* stage never ("Could not recover from a failed barrier
+    ResultStage"): a rank's executor lost ends the job. The ranks of the next attempt resume from the
+    checkpoint the last finished epoch left. A failure before the first checkpoint (a configuration or
+    code error, most often) is raised at once.
+    """
+    for attempt in range(1, max_attempts + 1):
+        before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        try:
+            return run()
+        except Exception as exc:  # noqa: BLE001 - Py4J/PySpark errors of the barrier job; re-raised below
+            progressed = checkpoint.exists() and checkpoint.stat().st_mtime_ns != before
+            if attempt == max_attempts or not progressed:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            if log:
+                log(f"{tag} attempt {attempt} of {max_attempts} of the DDP job failed ({reason}); starting it "
+                    f"again: the ranks resume from {checkpoint}")
+    raise AssertionError("unreachable")
 
 
 # the ranks ---------------------------------------------------------------------------------------
@@ -371,7 +404,10 @@ def _train_rank(spec: dict, rank: int, world: int, device: torch.device) -> dict
     start = time.perf_counter()
     result = fit(ddp, JoinedBatches(source, ddp), tcfg, validation=(encode(val.sequences, max_len), val.labels),
                  callbacks=[ReplicaCheck()], log=print if is_main else None,
-                 checkpoint_path=out / CHECKPOINT_FILE, resume=spec["resume"], class_counts=counts,
+                 checkpoint_path=out / CHECKPOINT_FILE,
+                 # The driver removed any earlier run's checkpoint unless --resume; one found now was
+                 # written by this run's failed attempt of the DDP job (an executor lost): go on from it.
+                 resume=True, class_counts=counts,
                  reduce_stats=reduce_stats, is_main=is_main)
     seconds = time.perf_counter() - start
     if not is_main:

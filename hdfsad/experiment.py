@@ -149,7 +149,8 @@ def finish_run(variant: Variant, model: Any, result: Any, seconds: float, protoc
     save_model(out / MODEL_DIR, model, threshold=threshold, metrics=test_metrics, train_config=tcfg,
                extra={"variant": variant.to_dict(), "protocol": protocol, "split_seed": split_seed,
                       "data": data_source, "split_sizes": dict(split_sizes), "train_seconds": seconds,
-                      "validation_f1": val_f1, **(extra or {})})
+                      "validation_f1": val_f1, "epochs_done": result.epochs_done,
+                      "resumed_from": result.resumed_from, **(extra or {})})
     precision, recall, _ = metrics.precision_recall_curve(test.labels, s_test)
     write_report(out, title=f"{variant.name} — {protocol} protocol", metrics=test_metrics,
                  history=result.history, pr_curve=(precision, recall),
