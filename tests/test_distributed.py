@@ -113,3 +113,44 @@ def test_cli_distributed_and_grid_errors_are_one_clear_line(tmp_path, capsys):
     assert f"hdfsad grid-search: error: grid file {tmp_path / 'none.yaml'} does not exist" in capsys.readouterr().err
     assert main(["grid-search", "--configs", "0"]) == 2
     assert "hdfsad grid-search: error: --configs: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_failed_ddp_job_is_started_again_only_when_it_left_a_newer_checkpoint(tmp_path):
+    from hdfsad.distributed import _run_attempts
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    calls, lines = [], []
+
+    def fails_after_an_epoch():
+        calls.append(1)
+        if len(calls) < 3:
+            checkpoint.write_bytes(b"epoch %d" % len(calls))  # the epoch this attempt finished
+            raise RuntimeError("Job aborted due to stage failure: Could not recover from a failed barrier ResultStage\n...")
+        return {"ok": True}
+
+    assert _run_attempts(fails_after_an_epoch, checkpoint, 3, "[v / seed]", lines.append) == {"ok": True}
+    assert len(calls) == 3
+    assert lines == [f"[v / seed] attempt {k} of 3 of the DDP job failed (Job aborted due to stage failure: Could "
+                     f"not recover from a failed barrier ResultStage); starting it again: the ranks resume from "
+                     f"{checkpoint}" for k in (1, 2)]
+
+    def fails_at_once():  # no new checkpoint: a configuration or code error, not retried
+        calls.append(1)
+        raise ValueError("bad config")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="bad config"):
+        _run_attempts(fails_at_once, checkpoint, 3, "[v / seed]", None)
+    assert len(calls) == 1
+
+    def always_fails_after_an_epoch():
+        calls.append(1)
+        checkpoint.write_bytes(b"epoch %d" % len(calls))
+        raise RuntimeError("Could not recover from a failed barrier ResultStage")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="Could not recover"):  # the attempts are spent: the error stands
+        _run_attempts(always_fails_after_an_epoch, checkpoint, 2, "[v / seed]", None)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match=r"distributed.max_attempts: expected an integer >= 1, got 0"):
+        DistributedConfig(2, max_attempts=0)
