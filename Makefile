@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast bench-ingest compare clean
+.PHONY: demo test test-fast bench-ingest bench-score bench-ddp bench-grid compare clean
 
 $(BIN)/hdfsad: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ test-fast: $(BIN)/hdfsad
 
 bench-ingest: $(BIN)/hdfsad
 	$(BIN)/python benchmarks/bench_ingest.py --full
+
+bench-score: $(BIN)/hdfsad
+	$(BIN)/python benchmarks/bench_score.py
+
+bench-ddp: $(BIN)/hdfsad
+	$(BIN)/python benchmarks/bench_ddp.py
+
+# The study's full grid (18 configs x 3 folds); BENCH_GRID_ARGS="--configs 6" for a reduced one.
+bench-grid: $(BIN)/hdfsad
+	$(BIN)/python benchmarks/bench_grid.py $(BENCH_GRID_ARGS)
 
 # Trains the nine variants under both split protocols and a Spark decision tree on the labelled
 # reference data (paths.reference_data / HDFSAD_REFERENCE_DATA), writes docs/results.md.

@@ -135,10 +135,15 @@ class StandaloneCluster:
     def completed_apps(self) -> list[str]:
         return [a["name"] for a in self.state().get("completedapps", [])]
 
-    def finished_tasks(self, name: str) -> int:
-        """Tasks the executors of worker ``name`` reported finished so far (from their logs)."""
+    def app_dirs(self) -> set[Path]:
+        """The application directories of every worker's work dir (one per application it ran)."""
+        return {p for work in self.work_dirs.values() for p in work.glob("app-*")}
+
+    def finished_tasks(self, name: str, skip: set[Path] = frozenset()) -> int:
+        """Tasks the executors of worker ``name`` reported finished so far (from their logs), not
+        counting those of the applications in ``skip`` (earlier jobs on the same worker)."""
         return sum(p.read_text(errors="replace").count("Executor: Finished task")
-                   for p in self.work_dirs[name].glob("app-*/*/stderr"))
+                   for p in self.work_dirs[name].glob("app-*/*/stderr") if p.parent.parent not in skip)
 
     def close(self) -> None:
         for proc in reversed(list(self.procs.values())):

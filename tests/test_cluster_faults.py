@@ -74,12 +74,16 @@ def finish(proc: subprocess.Popen, timeout: int = 420) -> tuple[str, str]:
     return out, err
 
 
-def kill_a_worker_after_first_tasks(cluster, proc: subprocess.Popen, timeout: float = 300) -> str:
-    """Wait until an executor finished a task, then SIGKILL that worker (its map output goes with it)."""
+def kill_a_worker_after_first_tasks(cluster, proc: subprocess.Popen, earlier: set[Path],
+                                    timeout: float = 300) -> str:
+    """Wait until an executor of ``proc``'s job finished a task, then SIGKILL that worker (its map
+    output goes with it). ``earlier``: the application dirs that existed before ``proc`` started (the
+    tasks of earlier jobs on the same workers must not count, or a worker is killed before the job
+    has an executor on it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the job ended before any task was seen finishing"
-        done = {name: cluster.finished_tasks(name) for name in WORKERS if name in cluster.procs}
+        done = {name: cluster.finished_tasks(name, earlier) for name in WORKERS if name in cluster.procs}
         busy = [name for name, n in done.items() if n > 0]
         if busy:
             cluster.kill_worker(busy[0])
@@ -118,15 +122,17 @@ def test_losing_a_worker_during_ingest_and_scoring_changes_no_output_row(healthy
     finish(start(cluster, cluster.base, "score", "--model", model, "--input", calm_seqs, "--date", DATE, *sets(calm)))
 
     # the same with a worker lost mid-job, each time
+    earlier = cluster.app_dirs()
     proc = start(cluster, cluster.base, "ingest", *ingest_args, *sets(hit))
-    kill_a_worker_after_first_tasks(cluster, proc)
+    kill_a_worker_after_first_tasks(cluster, proc, earlier)
     out, err = finish(proc)
     assert "Lost executor" in err  # the driver saw the executor go while the job ran
     assert "blocks                                        6000" in out
     cluster.ensure_workers(WORKERS)
     hit_seqs = str(hit / "tables" / "sequences")
+    earlier = cluster.app_dirs()
     proc = start(cluster, cluster.base, "score", "--model", model, "--input", hit_seqs, "--date", DATE, *sets(hit))
-    kill_a_worker_after_first_tasks(cluster, proc)
+    kill_a_worker_after_first_tasks(cluster, proc, earlier)
     out, err = finish(proc)
     assert "Lost executor" in err
     assert "blocks scored              6000" in out
