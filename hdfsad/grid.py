@@ -404,7 +404,7 @@ def best_variant_yaml(result: GridResult, name: str, base: Mapping[str, Any]) ->
                            f"{result.grid.folds} folds: " + ", ".join(f"{k} {v}" for k, v in best["params"].items()),
             "model": {**(base.get("model") or {}), **over.get("model", {})},
             "train": {**(base.get("train") or {}), **over.get("train", {})}}
-    header = (f"# Written by `hdfsad grid-search` (grid {result.grid.source}): the configuration with the best\n"
+    header = (f"# Written by `hdfsad grid-search` (grid {shown_path(result.grid.source)}): the configuration with the best\n"
               f"# mean {result.grid.metric} ({best[f'mean_{result.grid.metric}']:.5f} +- {best['std']:.5f}) on the "
               f"held-out folds; every other key is the base variant's ({result.grid.base_variant}).\n")
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
@@ -420,6 +420,16 @@ def write_best(result: GridResult, path: str | os.PathLike) -> str:
     load_variant(p)
     result.best_path = str(p)
     return str(p)
+
+
+def shown_path(path: Any) -> str:
+    """``path`` relative to the working directory when it lies under it (pages and files that are
+    committed should not carry one machine's absolute paths), else as it is."""
+    text = str(path)
+    if "://" in text or not os.path.isabs(text):
+        return text
+    rel = os.path.relpath(text)
+    return text if rel.startswith("..") else rel
 
 
 def _fmt(v: Any) -> str:
@@ -441,7 +451,7 @@ def render(result: GridResult, *, command: str = "", machine: str = "") -> str:
         f"which the ~97 % normal class dominates.",
         "",
         f"Wall time {result.seconds / 60:.1f} min for {result.fits_run} fits run "
-        f"({result.fits_skipped} done by an earlier run and skipped); results table `{result.results_path}`.",
+        f"({result.fits_skipped} done by an earlier run and skipped); results table `{shown_path(result.results_path)}`.",
         "",
     ]
     if command:

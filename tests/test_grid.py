@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -136,3 +137,11 @@ def test_grid_runs_one_task_per_fit_resumes_and_tracks_parent_and_children(spark
     assert sum(c.data.tags["mlflow.parentRunId"] == first.info.run_id for c in children) == 6
     assert first.data.metrics["best_mean_f1"] == pytest.approx(result.ranking[0]["mean_f1"])
     assert {a.path for a in client.list_artifacts(first.info.run_id)} == {"grid.md", "grid_best.yaml"}
+
+
+def test_committed_pages_show_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert G.shown_path(tmp_path / "work" / "grid" / "results") == os.path.join("work", "grid", "results")
+    assert G.shown_path("conf/grid.yaml") == "conf/grid.yaml"
+    assert G.shown_path("/elsewhere/grid.yaml") == "/elsewhere/grid.yaml"  # not under the working dir
+    assert G.shown_path("hdfs:///warehouse/grid") == "hdfs:///warehouse/grid"
