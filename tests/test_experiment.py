@@ -162,9 +162,9 @@ def test_window_bound_counts_what_identical_windows_force():
 def test_compare_renders_the_results_page(spark, tmp_path):
     seqs, y = tiny()
     paths = []
-    for name, units in (("a", [6]), ("b", [4])):
+    for name, units, window in (("a", [6], 19), ("b", [4], 24)):
         (tmp_path / f"{name}.yaml").write_text(
-            f"name: {name}\ndescription: test\nmodel: {{lstm_units: {units}}}\n"
+            f"name: {name}\ndescription: test\nmodel: {{lstm_units: {units}, max_len: {window}}}\n"
             f"train: {{batch_size: 64, epochs: 1, dedup: true}}\n")
         paths.append(str(tmp_path / f"{name}.yaml"))
     cmp = run_compare(from_arrays(seqs, y, "tiny"), tmp_path / "out", spark=spark, variants=paths,
@@ -182,6 +182,9 @@ def test_compare_renders_the_results_page(spark, tmp_path):
     assert "## Protocol `seed` — the study's split" in page and "## Protocol `unseen`" in page
     assert "| decision tree, Spark MLlib, event counts of the full sequence |" in page
     assert "| *bound: best possible on the last 19 events* |" in page
+    assert "| *bound: best possible on the last 24 events* |" in page  # b's window has its own row
+    best = max(seed.runs, key=lambda r: r.metrics["f1"])
+    assert f"; no model of the last {best.max_len} events can exceed " in page
     assert "| a, dedup × 1 |" in page and "| a, plain |" in page
     assert "- Best anomaly-class F1 ≥ 0.999 (`seed`):" in page
     with pytest.raises(ValueError) as err:
